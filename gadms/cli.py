@@ -71,11 +71,24 @@ def config_arg_parser(description: str, default_config: str | None = None) -> ar
         default=default_config,
         help=f"YAML config file (default: {default_config})" if default_config else "YAML config file",
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ... (default INFO)")
+    parser.add_argument(
+        "--log-level", action=_SetLogLevel, default=None, help="DEBUG, INFO, WARNING, ... (default INFO)"
+    )
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. optim.lr=1e-4"
     )
     return parser
+
+
+class _SetLogLevel(argparse.Action):
+    """Applies `--log-level` as soon as it is parsed, so no entry point has to remember to."""
+
+    def __call__(self, parser, namespace, value, option_string=None):  # type: ignore[no-untyped-def]
+        level = str(value).upper()
+        if level not in logging.getLevelNamesMapping():
+            parser.error(f"--log-level: unknown level {value!r} (DEBUG, INFO, WARNING, ERROR)")
+        logging.getLogger().setLevel(level)
+        setattr(namespace, self.dest, level)
 
 
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:

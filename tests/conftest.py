@@ -52,6 +52,9 @@ def s3_bucket(s3_server: SeaweedS3Server) -> str:
 def ray_local(s3_server: SeaweedS3Server) -> Iterator[object]:
     import ray
 
+    # Ray workers unpickle functions defined in test modules by module name: let them import them.
+    tests_dir = str(Path(__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True, configure_logging=False)
     try:
         yield ray

@@ -68,7 +68,7 @@ def test_setup_logging_installs_one_redacting_handler(monkeypatch, capsys, resto
     ("args", "expected"),
     [
         (["--config", "no/such.yaml"], "no/such.yaml: config file not found"),
-        (["num_rows=-1"], "num_rows: Input should be greater than or equal to 1 (got -1)"),
+        (["num_cpus=0"], "num_cpus: Input should be greater than or equal to 1 (got 0)"),
         (["storage=gcs"], "storage: Input should be 's3' or 'local'"),
     ],
 )
@@ -79,3 +79,12 @@ def test_demo_entry_point_reports_config_errors_in_one_line(args: list[str], exp
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+
+
+def test_log_level_option_applies_itself(restore_root_logger):
+    from gadms.cli import config_arg_parser
+
+    config_arg_parser("x").parse_args(["--log-level", "warning"])
+    assert logging.getLogger().level == logging.WARNING
+    with pytest.raises(SystemExit):
+        config_arg_parser("x").parse_args(["--log-level", "loud"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import boto3
@@ -13,9 +14,25 @@ import pytest
 from botocore.exceptions import ClientError
 
 from gadms import storage
-from gadms.demo import make_rows, table_digest
 from gadms.errors import UserError
 from gadms.testing.s3_server import SeaweedS3Server
+
+
+def make_rows(batch: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """Rows with an id, random binary payload (like image bytes) and text, derived from the id."""
+    ids = batch["id"]
+    payloads = [np.random.default_rng([seed, int(i)]).bytes(64 + int(i) % 200) for i in ids]
+    texts = [f"row {int(i)}: a person in a {('red', 'blue', 'green')[int(i) % 3]} shirt" for i in ids]
+    return {"id": ids, "payload": np.array(payloads, dtype=object), "text": np.array(texts, dtype=object)}
+
+
+def table_digest(table: pa.Table) -> str:
+    """Order-independent digest of (id, payload, text) rows: equal digests mean identical rows."""
+    table = table.select(["id", "payload", "text"]).sort_by("id")
+    digest = hashlib.sha256()
+    for row_id, payload, text in zip(*(table.column(c).to_pylist() for c in ("id", "payload", "text"))):
+        digest.update(f"{row_id}\0{len(payload)}\0{text}\0".encode() + payload)
+    return digest.hexdigest()
 
 
 def test_resolve_local_and_s3_uris(tmp_path: Path, s3_server: SeaweedS3Server):
