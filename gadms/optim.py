@@ -9,7 +9,7 @@ optimiser step so that warm-up is smooth whatever the number of steps per epoch.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -43,16 +43,12 @@ class OptimConfig(Config):
 
 
 def build_optimizer(
-    model: torch.nn.Module, cfg: OptimConfig, new_module_prefixes: Sequence[str] = ()
+    base: Iterable[torch.nn.Parameter], cfg: OptimConfig, new: Iterable[torch.nn.Parameter] = ()
 ) -> torch.optim.Optimizer:
-    """Adam(W) with two parameter groups: backbone at `lr`, new modules at `lr * new_module_lr_mult`."""
-    base, new = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_new = any(name == p or name.startswith(p + ".") for p in new_module_prefixes)
-        (new if is_new else base).append(param)
-    groups = [{"params": base, "lr": cfg.lr, "name": "backbone"}]
+    """Adam(W) with two parameter groups: `base` (the backbone) at `lr`, `new` modules at
+    `lr * new_module_lr_mult` (see `GADMSModel.parameter_groups`)."""
+    groups = [{"params": [p for p in base if p.requires_grad], "lr": cfg.lr, "name": "backbone"}]
+    new = [p for p in new if p.requires_grad]
     if new:
         groups.append({"params": new, "lr": cfg.lr * cfg.new_module_lr_mult, "name": "new_modules"})
     optimizer_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW

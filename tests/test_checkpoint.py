@@ -16,7 +16,7 @@ def make(seed: int, width: int = 4):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
     cfg = OptimConfig(lr=1e-2, epochs=3, warmup_epochs=1)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model.parameters(), cfg)
     return model, optimizer, build_scheduler(optimizer, cfg, steps_per_epoch=5)
 
 

@@ -15,23 +15,18 @@ from gadms.config import load_config
 from gadms.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor
 
 
-class TwoPart(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.backbone = torch.nn.Linear(3, 3)
-        self.decoder = torch.nn.Linear(3, 2)
-        self.decoder_extra = torch.nn.Linear(2, 2)  # shares a prefix string but is not `decoder.*`
-
-
-def test_new_modules_get_their_lr_multiplier_and_prefixes_match_whole_names():
+def test_new_modules_get_their_lr_multiplier_and_frozen_parameters_are_left_out():
+    backbone, decoder = torch.nn.Linear(3, 3), torch.nn.Linear(3, 2)
+    decoder.bias.requires_grad_(False)
     cfg = OptimConfig(lr=1e-5, new_module_lr_mult=5.0)
-    optimizer = build_optimizer(TwoPart(), cfg, new_module_prefixes=["decoder"])
+    optimizer = build_optimizer(backbone.parameters(), cfg, new=decoder.parameters())
     groups = {g["name"]: g for g in optimizer.param_groups}
     assert groups["backbone"]["lr"] == pytest.approx(1e-5)
     assert groups["new_modules"]["lr"] == pytest.approx(5e-5)
-    assert len(groups["new_modules"]["params"]) == 2  # decoder.weight, decoder.bias only
-    assert len(groups["backbone"]["params"]) == 4
+    assert groups["new_modules"]["params"] == [decoder.weight]
+    assert len(groups["backbone"]["params"]) == 2
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["eps"] == 1e-3
+    assert [g["name"] for g in build_optimizer(backbone.parameters(), cfg).param_groups] == ["backbone"]
 
 
 def test_schedule_matches_hand_computed_values():
@@ -50,7 +45,7 @@ def test_schedule_matches_hand_computed_values():
 def test_scheduler_steps_the_optimizer_lr_and_its_state_round_trips():
     cfg = OptimConfig(lr=2.0, epochs=4, warmup_epochs=1, warmup_start_factor=0.0)
     model = torch.nn.Linear(2, 2)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model.parameters(), cfg)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=4)
     seen = []
     for _ in range(6):
@@ -58,7 +53,7 @@ def test_scheduler_steps_the_optimizer_lr_and_its_state_round_trips():
         optimizer.step()
         scheduler.step()
     assert seen[:5] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
-    restored = build_scheduler(build_optimizer(model, cfg), cfg, steps_per_epoch=4)
+    restored = build_scheduler(build_optimizer(model.parameters(), cfg), cfg, steps_per_epoch=4)
     restored.load_state_dict(scheduler.state_dict())
     assert restored.last_epoch == 6
 
