@@ -77,6 +77,9 @@ def read_bytes(uri: str) -> bytes:
         raise UserError(f"{uri}: no such file") from None
 
 
+TMP_PREFIX = ".tmp-"  # temporary files of write_bytes_atomic: hidden, and never ending in a data suffix
+
+
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Write a whole file so that readers see either nothing or all of it, never a partial file.
 
@@ -87,7 +90,7 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
     parent = path.rsplit("/", 1)[0]
     if isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
+        tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}.tmp"  # no reader's suffix
         try:
             with fs.open_output_stream(tmp) as out:
                 out.write(data)

@@ -255,7 +255,7 @@ def test_commit_is_atomic_idempotent_and_resumable(tmp_path):
     markers = read_markers(out)
     assert len(markers) == 1 and pq.read_table(f"{out}/{first['files']['data']}").num_rows == 1
     (tmp_path / "out" / "data" / "part-orphan.parquet").write_bytes(b"half")  # a killed task's file
-    (tmp_path / "out" / "data" / ".inprogress-x-part-1.parquet.tmp").write_bytes(b"tmp")
+    (tmp_path / "out" / "data" / ".tmp-x-part-1.parquet.tmp").write_bytes(b"tmp")  # a killed write
     removed = clean_orphans(out, markers)
     assert len(removed) == 2 and len(list((tmp_path / "out" / "data").iterdir())) == 1
     state = resume_state(out, markers)

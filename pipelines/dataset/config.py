@@ -176,6 +176,7 @@ class WriteConfig(StageResources):
 class RayConfig(Config):
     address: str | None = None  # None: join a running cluster if there is one, else start one
     num_cpus: int | None = Field(None, ge=1)  # only when starting a local instance
+    dashboard: bool = True  # only when starting a local instance (its processes cost CPU on small machines)
     preserve_order: bool = True  # needed for deterministic duplicate resolution (earliest wins)
 
 

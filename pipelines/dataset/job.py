@@ -27,7 +27,7 @@ from pipelines.dataset import finalize
 from pipelines.dataset.config import DatasetJobConfig
 from pipelines.dataset.inputs import InputFiles, find_inputs, read_dataset
 from pipelines.dataset.records import (
-    CROP_SCHEMA, OK, ROW_SCHEMA, clean_orphans, commit_records, read_committed, read_markers, rows_table, table_rows,
+    CROP_SCHEMA, OK, ROW_SCHEMA, clean_orphans, commit_records, read_markers, rows_table, table_rows,
 )  # fmt: skip
 from pipelines.dataset.stages import (
     Registry, caption_rows, check_rows, decode_rows, detect_rows, download_rows, filter_rows, live, normalize_input,
@@ -252,8 +252,10 @@ def init_ray(cfg: DatasetJobConfig) -> None:
     if cfg.ray.address:
         kwargs["address"] = cfg.ray.address
     starts_local = cfg.ray.address == "local" or (cfg.ray.address is None and not os.environ.get("RAY_ADDRESS"))
-    if cfg.ray.num_cpus and starts_local:  # only for an instance we start ourselves
-        kwargs["num_cpus"] = cfg.ray.num_cpus
+    if starts_local:  # only for an instance we start ourselves
+        kwargs["include_dashboard"] = cfg.ray.dashboard
+        if cfg.ray.num_cpus:
+            kwargs["num_cpus"] = cfg.ray.num_cpus
     ray.init(**kwargs)
 
 

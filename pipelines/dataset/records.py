@@ -19,21 +19,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from gadms import storage
 from gadms.data.webperson import SHARD_PREFIX, SHARD_SUFFIX, webperson_schema
 
 DATA_DIR, REJECTS_DIR, COMMITS_DIR = "data", "rejects", "_commits"
-TMP_MARK = ".inprogress-"
+TMP_MARK = storage.TMP_PREFIX  # a killed write leaves this behind
 OK, REJECTED = "ok", "rejected"
 
 _COMMON = [
@@ -113,25 +110,6 @@ def batch_key(kind: str, rows: Iterable[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(uri: str, data: bytes) -> None:
-    """Whole-file write invisible to readers until complete; the temporary name never ends in .parquet."""
-    fs, path = storage.resolve(uri)
-    if isinstance(fs, pafs.LocalFileSystem):
-        parent, name = path.rsplit("/", 1)
-        fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/{TMP_MARK}{uuid.uuid4().hex}-{name}.tmp"
-        try:
-            with fs.open_output_stream(tmp) as out:
-                out.write(data)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:  # one PUT, or a multipart upload completed on close: nothing visible before that
-        with fs.open_output_stream(path) as out:
-            out.write(data)
-
-
 def _parquet_bytes(table: pa.Table, compression: str) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression=None if compression == "none" else compression)
@@ -165,12 +143,12 @@ def commit_records(output: str, kind: str, rows: list[dict[str, Any]], detector:
     if rejected:
         name = f"{REJECTS_DIR}/{SHARD_PREFIX}{key}{SHARD_SUFFIX}"
         table = pa.Table.from_pylist([reject_record(r) for r in rejected], schema=REJECTS_SCHEMA)
-        write_atomic(storage.join(output, name), _parquet_bytes(table, compression))
+        storage.write_bytes_atomic(storage.join(output, name), _parquet_bytes(table, compression))
         files["rejects"] = name
     if kept:
         name = f"{DATA_DIR}/{SHARD_PREFIX}{key}{SHARD_SUFFIX}"
         table = pa.Table.from_pylist([data_record(r, detector, model) for r in kept], schema=DATA_SCHEMA)
-        write_atomic(storage.join(output, name), _parquet_bytes(table, compression))
+        storage.write_bytes_atomic(storage.join(output, name), _parquet_bytes(table, compression))
         files["data"] = name
     busy: Counter[str] = Counter()
     for row in rows:
@@ -180,7 +158,7 @@ def commit_records(output: str, kind: str, rows: list[dict[str, Any]], detector:
         "key": key, "kind": kind, "files": files, "kept": len(kept), "rejected": len(rejected),
         "reasons": dict(Counter(f"{r['stage']}/{r['reason']}" for r in rejected)), "busy_s": dict(busy),
     }  # fmt: skip
-    write_atomic(storage.join(output, f"{COMMITS_DIR}/{key}.json"), json.dumps(marker).encode())
+    storage.write_bytes_atomic(storage.join(output, f"{COMMITS_DIR}/{key}.json"), json.dumps(marker).encode())
     return marker
 
 
