@@ -10,6 +10,7 @@ test splits in a separate Ray task (with a GPU when training had them); test nev
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from gadms.data.benchmarks import read_benchmark
 from gadms.errors import UserError
 from gadms.step import GADMSModel
 from gadms.train.config import TrainJobConfig
-from gadms.train.data import build_dataset, describe_source
+from gadms.train.data import TrainingSource, build_dataset, describe_source
 from gadms.train.loop import HISTORY_FILE, SCORE_KEY, train_loop_per_worker
 from gadms.train.report import read_history, summary_table, write_run_report
 
@@ -62,10 +63,55 @@ def evaluate_best(checkpoint_path: str, benchmarks: list[str], split: str, batch
     return results
 
 
-def run_training(cfg: TrainJobConfig) -> TrainOutcome:
+def build_trainer(
+    cfg: TrainJobConfig, source: TrainingSource, steps_per_epoch: int, *,
+    callbacks: Sequence[Any] = (), gpus_per_worker: float = 1.0,
+) -> Any:
+    """The run's TorchTrainer: data pipeline, workers, storage and checkpoint policy from `cfg`.
+
+    Shared by `run_training` and the sweep's trials (which add Ray Tune's report callback and may
+    give each worker a fraction of a GPU).
+    """
     import ray
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
+
+    # Progress bars of a streaming pipeline that lives as long as training are noise in job logs.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    dataset = build_dataset(cfg.data, source, cfg.model.backbone.image_size, cfg.model.backbone.context_length)
+    filesystem, storage_path = storage.resolve(cfg.run.storage_path)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "job": cfg.model_dump(mode="json"),
+            "steps_per_epoch": steps_per_epoch,
+            "num_identities": source.num_identities,
+        },
+        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.scaling.num_workers,
+            use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker={
+                "CPU": cfg.scaling.cpus_per_worker, **({"GPU": gpus_per_worker} if cfg.scaling.use_gpu else {})
+            },
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
+            callbacks=list(callbacks),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # our own lines carry progress
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.run.num_to_keep, checkpoint_score_attribute=SCORE_KEY, checkpoint_score_order="max"
+            ),
+        ),
+        datasets={"train": dataset},
+    )
+
+
+def run_training(cfg: TrainJobConfig) -> TrainOutcome:
+    import ray
 
     source = describe_source(cfg.data)
     check_eval_benchmarks(cfg)
@@ -77,44 +123,13 @@ def run_training(cfg: TrainJobConfig) -> TrainOutcome:
         )
     # Build the model once on the driver: architecture and weight errors surface here, not in workers.
     GADMSModel(cfg.model, num_identities=source.num_identities)
-    image_size = cfg.model.backbone.image_size
-    # Progress bars of a streaming pipeline that lives as long as training are noise in job logs.
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    dataset = build_dataset(cfg.data, source, image_size, cfg.model.backbone.context_length)
-
     run_uri = storage.join(cfg.run.storage_path, cfg.run.name)
-    filesystem, storage_path = storage.resolve(cfg.run.storage_path)
     log.info(
         "training %s: %d samples/epoch, %d steps/epoch, %d epochs, global batch %d on %d worker(s); run at %s",
         cfg.model.objective, source.samples, steps_per_epoch, cfg.optim.epochs, cfg.global_batch_size,
         cfg.scaling.num_workers, run_uri,
     )
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "job": cfg.model_dump(mode="json"),
-            "steps_per_epoch": steps_per_epoch,
-            "num_identities": source.num_identities,
-        },
-        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.scaling.num_workers,
-            use_gpu=cfg.scaling.use_gpu,
-            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if cfg.scaling.use_gpu else {})},
-        ),
-        run_config=ray.train.RunConfig(
-            name=cfg.run.name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # our own lines carry progress
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=cfg.run.num_to_keep, checkpoint_score_attribute=SCORE_KEY, checkpoint_score_order="max"
-            ),
-        ),
-        datasets={"train": dataset},
-    )
-    result = trainer.fit()
+    result = build_trainer(cfg, source, steps_per_epoch).fit()
     latest = result.checkpoint
     if latest is None:
         raise RuntimeError(f"run {run_uri} finished without a checkpoint")
