@@ -52,15 +52,21 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str | int | None = None) -> None:
-    """One format and level for all jobs; level from the argument, else $GADMS_LOG_LEVEL, else INFO."""
+def setup_logging(level: str | int | None = None, only: str | None = None) -> None:
+    """One format and level for all jobs; level from the argument, else $GADMS_LOG_LEVEL, else INFO.
+
+    `only="gadms"` configures just our loggers, leaving the host's (e.g. inside Ray workers, whose
+    root logger Ray owns) as they are.
+    """
     level = level or os.environ.get(LOG_LEVEL_ENV, "INFO")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(RedactSecrets())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    logger = logging.getLogger(only)
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper() if isinstance(level, str) else level)
+    if only:
+        logger.propagate = False
 
 
 def config_arg_parser(description: str, default_config: str | None = None) -> argparse.ArgumentParser:

@@ -48,17 +48,45 @@ def sdm_loss(
     gather: bool = True,
 ) -> torch.Tensor:
     """Similarity distribution matching, both directions, over the global batch (see module doc)."""
+    logits, labels = _global_logits(image_features, text_features, pids, temperature, gather)
+    log_target = torch.log(labels / labels.sum(dim=1, keepdim=True) + epsilon)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return _kl_rows(logits, log_target) + _kl_rows(logits.t(), log_target.t())
+
+
+def contrastive_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    pids: torch.Tensor,
+    temperature: float,
+    gather: bool = True,
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE (cross-entropy to the same-pid distribution), over the global batch.
+
+    Not part of GA-DMS: it pretrains the small stand-in CLIP that offline runs start from, as the
+    method starts from OpenAI's CLIP (itself trained with this loss).
+    """
+    logits, labels = _global_logits(image_features, text_features, pids, temperature, gather)
+    target = labels / labels.sum(dim=1, keepdim=True)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        image_to_text = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        text_to_image = -(target.t() * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
+        return image_to_text + text_to_image
+
+
+def _global_logits(
+    image_features: torch.Tensor, text_features: torch.Tensor, pids: torch.Tensor, temperature: float, gather: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image-to-text logits `[images, texts]` and same-pid labels, gathered across ranks if asked."""
     image = F.normalize(_at_least_float32(image_features), dim=-1)
     text = F.normalize(_at_least_float32(text_features), dim=-1)
     if gather and _distributed():
         image, text = gather_with_local_grad(image), gather_with_local_grad(text)
         pids = gather_with_local_grad(pids)
     labels = (pids.reshape(-1, 1) == pids.reshape(1, -1)).to(image.dtype)
-    log_target = torch.log(labels / labels.sum(dim=1, keepdim=True) + epsilon)
     # Logits at tau = 0.02 need float32: keep autocast from running this matmul in bf16.
     with torch.autocast(device_type=image.device.type, enabled=False):
-        logits = image @ text.t() / temperature  # [images, texts]
-        return _kl_rows(logits, log_target) + _kl_rows(logits.t(), log_target.t())
+        return image @ text.t() / temperature, labels
 
 
 def _kl_rows(logits: torch.Tensor, log_target: torch.Tensor) -> torch.Tensor:

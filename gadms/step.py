@@ -6,6 +6,8 @@ its detached parts, and (GA-DMS) the token scores and both masked views. Objecti
   step, graph freed before the loss passes); noise view and info view; SDM(image CLS, EOT of the
   noise view) + beta * MTP cross-entropy on the info view.
 - `sdm`: SDM on clean captions only (the ablation's plain baseline).
+- `clip`: CLIP's own InfoNCE on clean captions, no SDM: builds a small stand-in for OpenAI's CLIP
+  where those weights cannot be downloaded (GA-DMS itself always starts from a trained CLIP).
 - `irra`: SDM on clean captions + MLM on IRRA's uniform random masking; with `num_identities` it
   also adds the ID loss, which is the fine-tuning recipe ("with IRRA", section 4).
 The ID loss is added to any objective when `num_identities > 0` and `loss.id_weight > 0`.
@@ -26,18 +28,20 @@ from gadms.backbone import Backbone, BackboneConfig
 from gadms.config import Config
 from gadms.errors import UserError
 from gadms.gass import GASSConfig, token_scores
-from gadms.losses import LossConfig, id_loss, masked_token_loss, sdm_loss
+from gadms.losses import LossConfig, contrastive_loss, id_loss, masked_token_loss, sdm_loss
 from gadms.masking import MaskedView, MaskingConfig, dual_masking, uniform_masking
 from gadms.mtp import MTPConfig, MTPDecoder
 
-Objective = Literal["gadms", "sdm", "irra"]
+Objective = Literal["gadms", "sdm", "irra", "clip"]
 
 
 class GADMSConfig(Config):
     """Everything the model and its training step need; a training job nests this as `model`."""
 
     objective: Objective = Field(
-        "gadms", description="gadms (the method), sdm (plain SDM), irra (SDM + random-mask MLM)"
+        "gadms",
+        description="gadms (the method), sdm (plain SDM), irra (SDM + random-mask MLM), clip (CLIP's "
+        "InfoNCE alone: pretrains the stand-in CLIP that offline runs start from)",
     )
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     mtp: MTPConfig = Field(default_factory=MTPConfig)
@@ -75,7 +79,7 @@ class GADMSModel(nn.Module):
             nn.init.zeros_(self.classifier.bias)
 
     def _uses_decoder(self) -> bool:
-        weights = {"gadms": self.cfg.loss.mtp_weight, "irra": self.cfg.loss.mlm_weight, "sdm": 0.0}
+        weights = {"gadms": self.cfg.loss.mtp_weight, "irra": self.cfg.loss.mlm_weight, "sdm": 0.0, "clip": 0.0}
         return weights[self.cfg.objective] > 0
 
     def forward(
@@ -108,12 +112,19 @@ class GADMSModel(nn.Module):
             text_eot, decoder_text = self.backbone.encode_text(contrast_tokens).eot, None
 
         loss_cfg = cfg.loss
-        sdm = sdm_loss(
-            image.cls, text_eot, pids, loss_cfg.temperature, loss_cfg.sdm_epsilon,
-            gather=loss_cfg.gather_across_ranks,
-        )
-        total = sdm
-        losses = {"sdm": sdm.detach()}
+        if cfg.objective == "clip":
+            contrast_name = "infonce"
+            contrast = contrastive_loss(
+                image.cls, text_eot, pids, loss_cfg.temperature, gather=loss_cfg.gather_across_ranks
+            )
+        else:
+            contrast_name = "sdm"
+            contrast = sdm_loss(
+                image.cls, text_eot, pids, loss_cfg.temperature, loss_cfg.sdm_epsilon,
+                gather=loss_cfg.gather_across_ranks,
+            )
+        total = contrast
+        losses = {contrast_name: contrast.detach()}
         metrics: dict[str, torch.Tensor] = {}
         if decoder_text is not None and decoder_view is not None and self.mtp is not None:
             logits = self.mtp(decoder_text, image.tokens, positions=decoder_view.selected)

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from gadms.losses import LossConfig, id_loss, masked_token_loss, sdm_loss
+from gadms.losses import LossConfig, contrastive_loss, id_loss, masked_token_loss, sdm_loss
 from gadms.masking import IGNORE_INDEX
 
 
@@ -47,6 +47,23 @@ def test_sdm_shared_identity_by_hand():
     i2t = sum(_kl(_softmax([c / tau for c in cos[i]]), q[i]) for i in range(3)) / 3
     t2i = sum(_kl(_softmax([cos[i][j] / tau for i in range(3)]), q[j]) for j in range(3)) / 3
     assert float(sdm_loss(image, text, pids, temperature=tau)) == pytest.approx(i2t + t2i, rel=1e-12)
+
+
+def test_contrastive_loss_by_hand_with_a_shared_identity():
+    """CLIP's InfoNCE (the stand-in CLIP's loss): cross-entropy to the same-pid distribution."""
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    text = torch.tensor([[0.6, 0.8], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    pids = torch.tensor([4, 4, 5])
+    tau = 0.5
+    cos = (image @ text.T).tolist()
+    q = [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]
+
+    def cross_entropy(p: list[float], target: list[float]) -> float:
+        return -sum(t * math.log(pi) for pi, t in zip(p, target))
+
+    i2t = sum(cross_entropy(_softmax([c / tau for c in cos[i]]), q[i]) for i in range(3)) / 3
+    t2i = sum(cross_entropy(_softmax([cos[i][j] / tau for i in range(3)]), q[j]) for j in range(3)) / 3
+    assert float(contrastive_loss(image, text, pids, temperature=tau)) == pytest.approx(i2t + t2i, rel=1e-12)
 
 
 def test_sdm_matches_irra_formula_on_random_batches():

@@ -14,13 +14,14 @@ from gadms.train.config import TrainJobConfig
 def main(argv: list[str] | None = None) -> int:
     args = config_arg_parser("GA-DMS pretraining / fine-tuning on Ray Train.", "configs/train/smoke.yaml").parse_args(argv)
     cfg = load_config(TrainJobConfig, args.config, args.overrides)
-    import ray
+    from gadms.train.job import plan_run, run_training
 
-    from gadms.train.job import run_training
+    plan = plan_run(cfg)  # every input checked before Ray starts
+    import ray
 
     if not ray.is_initialized():
         ray.init(configure_logging=False)
-    run_training(cfg)
+    run_training(cfg, plan)
     return 0
 
 

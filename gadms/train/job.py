@@ -9,6 +9,7 @@ test splits in a separate Ray task (with a GPU when training had them); test nev
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from gadms.data.benchmarks import read_benchmark
 from gadms.errors import UserError
 from gadms.step import GADMSModel
 from gadms.train.config import TrainJobConfig
+from gadms.checkpoint import META_FILE, MODEL_FILE, check_compatible
 from gadms.train.data import TrainingSource, build_dataset, describe_source
 from gadms.train.loop import HISTORY_FILE, SCORE_KEY, train_loop_per_worker
 from gadms.train.report import read_history, summary_table, write_run_report
 
 log = logging.getLogger("gadms.train")
+RAY_CHECKPOINT_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints
 
 
 @dataclass
@@ -61,6 +64,54 @@ def evaluate_best(checkpoint_path: str, benchmarks: list[str], split: str, batch
         metrics = evaluate_split(model, data, batch_size=batch_size, device=device)
         results[data.benchmark] = {"split": split, **metrics, "chance": chance_metrics(data)}
     return results
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the driver checked before any Ray work: the data, the step budget, where the run lives."""
+
+    source: TrainingSource
+    steps_per_epoch: int
+    run_uri: str
+    resume_from: str | None  # the run's latest checkpoint when rerunning an existing run
+
+
+def plan_run(cfg: TrainJobConfig) -> RunPlan:
+    """Check every input (data, benchmarks, model, an existing run) and fail in one line if wrong."""
+    source = describe_source(cfg.data)
+    check_eval_benchmarks(cfg)
+    steps_per_epoch = source.samples // cfg.global_batch_size
+    if steps_per_epoch == 0:
+        raise UserError(
+            f"data.uri {cfg.data.uri}: {source.samples} samples per epoch is less than one global batch "
+            f"({cfg.global_batch_size}); lower global_batch_size"
+        )
+    # Build the model once on the driver: architecture and weight errors surface here, not in workers.
+    model = GADMSModel(cfg.model, num_identities=source.num_identities)
+    run_uri = storage.join(cfg.run.storage_path, cfg.run.name)
+    resume_from = latest_checkpoint(run_uri)
+    if resume_from is not None:
+        saved = json.loads(storage.read_bytes(storage.join(resume_from, META_FILE)))
+        where = f"run {run_uri} (checkpoint {resume_from})"
+        try:
+            check_compatible(model, saved["parameter_shapes"], where)
+        except UserError as err:
+            raise UserError(f"{err}; resume it with its own config or choose a new run.name") from None
+    return RunPlan(source, steps_per_epoch, run_uri, resume_from)
+
+
+def latest_checkpoint(run_uri: str) -> str | None:
+    """The latest checkpoint Ray Train registered for a run (what it resumes from), or None.
+
+    A folder alone is not enough: a driver killed mid-upload leaves a partial `step-*` folder that
+    Ray never registered, so the run's checkpoint-manager snapshot is the record we trust.
+    """
+    snapshot_uri = storage.join(run_uri, RAY_CHECKPOINT_SNAPSHOT)
+    if not storage.exists(snapshot_uri):
+        return None
+    snapshot = json.loads(storage.read_bytes(snapshot_uri))
+    latest = (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+    return storage.join(run_uri, latest) if latest else None
 
 
 def build_trainer(
@@ -110,20 +161,13 @@ def build_trainer(
     )
 
 
-def run_training(cfg: TrainJobConfig) -> TrainOutcome:
+def run_training(cfg: TrainJobConfig, plan: RunPlan | None = None) -> TrainOutcome:
     import ray
 
-    source = describe_source(cfg.data)
-    check_eval_benchmarks(cfg)
-    steps_per_epoch = source.samples // cfg.global_batch_size
-    if steps_per_epoch == 0:
-        raise UserError(
-            f"data.uri {cfg.data.uri}: {source.samples} samples per epoch is less than one global batch "
-            f"({cfg.global_batch_size}); lower global_batch_size"
-        )
-    # Build the model once on the driver: architecture and weight errors surface here, not in workers.
-    GADMSModel(cfg.model, num_identities=source.num_identities)
-    run_uri = storage.join(cfg.run.storage_path, cfg.run.name)
+    plan = plan or plan_run(cfg)
+    source, steps_per_epoch, run_uri = plan.source, plan.steps_per_epoch, plan.run_uri
+    if plan.resume_from:
+        log.info("run %s exists: resuming from %s", run_uri, plan.resume_from)
     log.info(
         "training %s: %d samples/epoch, %d steps/epoch, %d epochs, global batch %d on %d worker(s); run at %s",
         cfg.model.objective, source.samples, steps_per_epoch, cfg.optim.epochs, cfg.global_batch_size,
@@ -138,8 +182,10 @@ def run_training(cfg: TrainJobConfig) -> TrainOutcome:
     with latest.as_directory() as folder:
         history = read_history(folder, HISTORY_FILE)
 
+    exported = export_model(_uri_of(best, cfg), run_uri)
     summary: dict[str, Any] = {
         "name": cfg.run.name,
+        "model": exported,
         "objective": cfg.model.objective,
         "steps": int(result.metrics.get("step", 0)),
         "epochs": int(result.metrics.get("epoch", 0)),
@@ -160,6 +206,15 @@ def run_training(cfg: TrainJobConfig) -> TrainOutcome:
     for kind, uri in written.items():
         print(f"{kind}: {uri}")
     return TrainOutcome(run_uri, summary, written)
+
+
+def export_model(checkpoint_uri: str, run_uri: str) -> str:
+    """Copy the selected checkpoint's weights to `<run>/model.pt`: what `backbone.pretrained` and
+    fine-tuning take (the folder names of checkpoints change as Ray rotates them)."""
+    fs, source = storage.resolve(storage.join(checkpoint_uri, MODEL_FILE))
+    target = storage.join(run_uri, MODEL_FILE)
+    fs.copy_file(source, storage.resolve(target)[1])
+    return target
 
 
 def _uri_of(checkpoint: Any, cfg: TrainJobConfig) -> str:

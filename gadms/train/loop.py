@@ -35,6 +35,8 @@ log = logging.getLogger("gadms.train")
 HISTORY_FILE = "history.json"
 SCORE_KEY = "val_score"  # what CheckpointConfig ranks checkpoints by (higher is better)
 NO_SCORE = -1.0  # before the first validation (scores are percentages >= 0)
+LOSS_KEYS = ("loss", "sdm", "infonce", "mtp", "mlm", "id")  # logged, in this order
+CHECKPOINT_PREFIX = "step-"  # checkpoint folders: step-00000120
 
 
 def validation_score(metrics: dict[str, float], benchmarks: list[str], select: str) -> float:
@@ -70,7 +72,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    setup_logging()
+    setup_logging(only="gadms")
+    _quiet_ray_train_reports()
     cfg = TrainJobConfig.model_validate(loop_config["job"])
     steps_per_epoch: int = loop_config["steps_per_epoch"]
     context = ray.train.get_context()
@@ -115,7 +118,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 save_checkpoint(folder, model, progress, optimizer, scheduler, config=loop_config["job"])
                 (Path(folder) / HISTORY_FILE).write_text(json.dumps(history))
                 attached = ray.train.Checkpoint.from_directory(folder)
-            ray.train.report(metrics, checkpoint=attached, checkpoint_dir_name=f"step-{progress.step:08d}")
+            ray.train.report(metrics, checkpoint=attached, checkpoint_dir_name=f"{CHECKPOINT_PREFIX}{progress.step:08d}")
 
     model.train()
     for epoch in range(progress.epoch, cfg.optim.epochs):
@@ -173,6 +176,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             break
 
 
+def _quiet_ray_train_reports() -> None:
+    """Ray Train logs every report at INFO under a logger named by its source file, outside the
+    "ray.train" hierarchy that LoggingConfig sets: one line per step of noise in job logs."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray version: nothing to quiet
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def _every_rank_has_samples(count: int, world: int, device: torch.device) -> bool:
     """False when any rank's batch lost all its rows to undecodable images: all ranks skip together."""
     if world == 1:
@@ -214,7 +227,7 @@ class StepWindow:
 
 
 def _format_entry(entry: dict[str, float]) -> str:
-    losses = " ".join(f"{k} {entry[k]:.4f}" for k in ("loss", "sdm", "mtp", "mlm", "id") if k in entry)
+    losses = " ".join(f"{k} {entry[k]:.4f}" for k in LOSS_KEYS if k in entry)
     return (
         f"step {entry['step']} epoch {entry['epoch']} {losses} lr {entry['lr']:.2e} "
         f"{entry['samples_per_s']:.1f} samples/s/worker data-wait {100 * entry['data_wait_frac']:.0f}%"

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pyarrow.fs as pafs  # noqa: E402
 
 from gadms import storage  # noqa: E402
+from gadms.train.loop import LOSS_KEYS  # noqa: E402
 
-LOSS_KEYS = ("loss", "sdm", "mtp", "mlm", "id")
 
 
 def write_tensorboard(history: Sequence[dict[str, float]], run_uri: str) -> str:
