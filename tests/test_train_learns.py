@@ -19,9 +19,10 @@ from gadms.train.job import plan_run, run_training
 from train_helpers import REPO
 
 pytestmark = pytest.mark.slow
-# Measured on this 2-core machine (README, "Training"): test R1 about 5x chance after 8 epochs.
-MIN_R1_OVER_CHANCE = 3.0
-MIN_MAP_OVER_CHANCE = 2.0
+# Measured on this 2-core machine (README, "Training"), two runs: test R1 5.3x and 3.5x chance,
+# mAP 3.3x and 3.3x; random weights 0.8x and 1.0x. R1 over 153 images moves a lot between runs.
+MIN_R1_OVER_CHANCE = 2.5
+MIN_MAP_OVER_CHANCE = 2.5
 
 
 @pytest.fixture(scope="module")
