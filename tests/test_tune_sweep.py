@@ -20,7 +20,7 @@ from synth_world import smoke_config, smoke_world  # noqa: F401  (fixtures)
 from gadms.config import load_config
 from gadms.errors import UserError
 from gadms.sweep.config import SweepConfig
-from gadms.sweep.job import plan_sweep
+from gadms.sweep.job import check_same_experiment, concurrency, plan_sweep
 from gadms.train.config import TrainJobConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def plan(*overrides: str):
         ("space.model.masking.alpha_nois=uniform", "unknown knob 'model.masking.alpha_nois'"),
         ("space.model.masking.alpha_noise.low=0.4", "empty range: low (0.4) must be below high (0.4)"),
         ("space.model.masking.alpha_noise.high=1.5", "alpha_n = 1.5 is outside [0, 1]"),
-        ("space.model.masking.alpha_info={type: grid, values: [0.2, -0.1]}", "alpha_i = -0.1 is outside [0, 1]"),
+        ("space.model.masking.alpha_info={type: grid, values: [0.2, -0.1]}", "alpha_i = -0.1 is outside"),
         ("space.model.loss.mtp_weight.values=[]", "empty choice"),
         ("space.model.scoring.layers={type: uniform, low: 2, high: 4}", "use choice or grid"),
         ("space.model.scoring.score_norm={type: choice, values: [batch, token]}", "value 'token' rejected"),
@@ -87,6 +87,22 @@ def test_the_command_refuses_a_bad_space_with_exit_2_before_ray_starts(tmp_path:
     assert not list(tmp_path.iterdir()), "nothing started, nothing written"
 
 
+def test_concurrency_is_capped_by_what_the_cluster_holds() -> None:
+    cfg = load_config(SweepConfig, SMOKE, [
+        "max_concurrent_trials=8", "resources={workers: 2, cpus_per_worker: 0.25, gpus_per_worker: 0.5}",
+    ])
+    assert concurrency(cfg, {"CPU": 16, "GPU": 3}) == 3  # 2 workers x 0.5 GPU per trial
+    assert concurrency(cfg, {"CPU": 1.2, "GPU": 8}) == 2  # 2 x 0.25 + 0.1 CPUs per trial
+    assert concurrency(cfg.model_copy(update={"limit_to_cluster": False}), {"CPU": 1, "GPU": 1}) == 8
+
+
+def test_a_rerun_with_another_config_is_refused(tmp_path: Path) -> None:
+    first = plan(f"storage_path={tmp_path}")
+    assert check_same_experiment(first) is False and check_same_experiment(first) is True
+    with pytest.raises(UserError, match=r"started with another config \(differs in: num_samples\)"):
+        check_same_experiment(plan(f"storage_path={tmp_path}", "num_samples=9"))
+
+
 def test_production_sweep_config_loads() -> None:
     cfg = load_config(SweepConfig, REPO / "configs/tune/masking.yaml")
     assert {"model.masking.alpha_noise", "model.masking.alpha_info"} <= set(cfg.space)
@@ -115,13 +131,16 @@ def finished_trials(experiment: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two sweep processes; minutes each on a loaded 2-core machine
 def test_smoke_sweep_resumes_after_a_kill_and_reports(smoke_world: Path, tmp_path: Path) -> None:  # noqa: F811
     command = [sys.executable, "tune/sweep_masking.py", "--config", str(SMOKE),
                *sweep_overrides(smoke_world, tmp_path / "sweeps")]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
     experiment = tmp_path / "sweeps" / "smoke"
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    first = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     started = time.monotonic()
     try:
         while not finished_trials(experiment):
@@ -156,7 +175,8 @@ def test_smoke_sweep_resumes_after_a_kill_and_reports(smoke_world: Path, tmp_pat
     assert best.model.masking.alpha_noise == pytest.approx(float(top["alpha_n"]))
     assert best.model.masking.alpha_info == pytest.approx(float(top["alpha_i"]))
     assert best.model.loss.mtp_weight == pytest.approx(float(top["beta"]))
-    assert best.optim.epochs == 2, "the recipe's epochs, not the trials' shortened ones"
+    recipe = load_config(TrainJobConfig, REPO / "configs/train/smoke.yaml")
+    assert best.optim.epochs == recipe.optim.epochs, "the recipe's epochs, not the trials' (3)"
     assert best.eval.test_at_end and best.run.name == "smoke-best"
     assert f"Best trial {top['trial']}" in (report / "best.yaml").read_text()
 

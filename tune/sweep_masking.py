@@ -14,7 +14,8 @@ from gadms.sweep.config import SweepConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = config_arg_parser("Ray Tune sweep of GA-DMS masking and loss knobs.", "configs/tune/smoke.yaml").parse_args(argv)
+    parser = config_arg_parser("Ray Tune sweep of GA-DMS masking and loss knobs.", "configs/tune/smoke.yaml")
+    args = parser.parse_args(argv)
     cfg = load_config(SweepConfig, args.config, args.overrides)
     from gadms.sweep.job import check_inputs, plan_sweep, run_sweep
 

@@ -42,7 +42,7 @@ class KnobSpace(Config):
 class TrainSection(Config):
     config: str = Field(..., min_length=1, description="the training recipe every trial runs (a YAML path)")
     overrides: list[str] = Field(
-        default_factory=list, description="key=value overrides for the trials AND the best config (data paths)"
+        default_factory=list, description="key=value overrides of the trials and the best config (data paths)"
     )
     trial_overrides: list[str] = Field(
         default_factory=list,
@@ -51,7 +51,7 @@ class TrainSection(Config):
 
 
 class SchedulerSection(Config):
-    type: Literal["asha", "fifo"] = Field("asha", description="asha: stop weak trials early; fifo: run all to the end")
+    type: Literal["asha", "fifo"] = Field("asha", description="asha: stop weak trials early; fifo: run all")
     grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial runs before it can be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep 1/reduction_factor at each rung")
     max_t: int | None = Field(None, ge=1, description="ASHA: last rung in epochs; default the trials' epochs")
@@ -59,7 +59,7 @@ class SchedulerSection(Config):
 
 class SearchSection(Config):
     algorithm: Literal["random", "optuna"] = Field(
-        "random", description="random: random draws and full grids (Tune's basic variant generator); optuna: TPE"
+        "random", description="random: random draws and full grids (Tune's variant generator); optuna: TPE"
     )
     seed: int = Field(0, description="seed of the draws (random) or of the TPE sampler (optuna)")
 
@@ -69,7 +69,7 @@ class TrialResources(Config):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per worker (fractions allowed)")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker; 0: CPU; fractions share a GPU")
     driver_cpus: float = Field(
-        0.1, gt=0, description="CPUs reserved for each trial's driver (the Tune function that starts the trainer)"
+        0.1, gt=0, description="CPUs of each trial's driver (the Tune function that starts the trainer)"
     )
 
     @field_validator("gpus_per_worker")
@@ -84,7 +84,7 @@ class SweepConfig(Config):
     experiment: str = Field(
         ..., min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="rerun the same name to resume the sweep"
     )
-    storage_path: str = Field("outputs/sweeps", description="local folder or s3:// prefix for trials and report")
+    storage_path: str = Field("outputs/sweeps", description="local folder or s3:// prefix: trials, report")
     train: TrainSection
     space: dict[str, KnobSpace] = Field(..., description="knob (dotted training-config path) -> distribution")
     metric: Metric = Field("R1", description="validation metric (mean over eval.benchmarks' val splits)")
@@ -93,10 +93,10 @@ class SweepConfig(Config):
     num_samples: int = Field(8, ge=1, description="trials (with grid knobs: repeats of the whole grid)")
     max_concurrent_trials: int = Field(1, ge=1, description="trials at a time (upper bound)")
     limit_to_cluster: bool = Field(
-        True, description="also cap concurrency by the resources the cluster has now (off for autoscaling clusters)"
+        True, description="also cap concurrency by the cluster's resources now (off for autoscaling clusters)"
     )
     resources: TrialResources = TrialResources()
-    max_failures: int = Field(1, ge=0, description="retries of a failed trial (it resumes from its checkpoint)")
+    max_failures: int = Field(1, ge=0, description="retries of a failed trial (from its checkpoint)")
 
     @field_validator("space", mode="before")
     @classmethod

@@ -56,7 +56,8 @@ def plan_sweep(cfg: SweepConfig) -> SweepPlan:
         f"scaling.cpus_per_worker={cfg.resources.cpus_per_worker}",
         f"scaling.use_gpu={str(cfg.resources.gpus_per_worker > 0).lower()}",
     ]
-    trial_base = load_config(TrainJobConfig, cfg.train.config, [*cfg.train.overrides, *cfg.train.trial_overrides, *forced])
+    overrides = [*cfg.train.overrides, *cfg.train.trial_overrides, *forced]
+    trial_base = load_config(TrainJobConfig, cfg.train.config, overrides)
     if not trial_base.eval.benchmarks:
         raise UserError("train: eval.benchmarks is empty: a sweep needs a benchmark with a validation split")
     trial_base = with_absolute_paths(trial_base)
@@ -94,8 +95,9 @@ def check_inputs(plan: SweepPlan) -> None:
             f"({base.global_batch_size}); lower global_batch_size"
         )
     layers = [v for d in plan.dimensions if d.knob == "model.scoring.layers" for v in d.values]
-    largest = apply_knobs(base.model_dump(mode="json"), {"model.scoring.layers": max(layers)} if layers else {})
-    GADMSModel(TrainJobConfig.model_validate(largest).model, num_identities=source.num_identities)
+    largest = {"model.scoring.layers": max(layers or [base.model.scoring.layers])}
+    model = TrainJobConfig.model_validate(apply_knobs(base.model_dump(mode="json"), largest)).model
+    GADMSModel(model, num_identities=source.num_identities)  # architecture, weights, L <= text layers
 
 
 def check_same_experiment(plan: SweepPlan) -> bool:
@@ -108,7 +110,7 @@ def check_same_experiment(plan: SweepPlan) -> bool:
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise UserError(
                 f"experiment {plan.cfg.experiment} at {plan.experiment_uri} was started with another config "
-                f"(differs in: {', '.join(changed)}); rerun it with its own config or choose a new experiment name"
+                f"(differs in: {', '.join(changed)}); rerun it with its own config or choose a new experiment"
             )
         return True
     storage.write_bytes_atomic(uri, json.dumps(current, indent=1).encode())
@@ -140,7 +142,8 @@ def build_tuner(plan: SweepPlan) -> Any:
     cfg = plan.cfg
     trainable = tune.with_resources(
         tune.with_parameters(
-            run_trial, setup={"base": plan.trial_base.model_dump(mode="json"), "gpus": cfg.resources.gpus_per_worker}
+            run_trial,
+            setup={"base": plan.trial_base.model_dump(mode="json"), "gpus": cfg.resources.gpus_per_worker},
         ),
         {"CPU": cfg.resources.driver_cpus},
     )

@@ -35,7 +35,8 @@ def collect_rows(results: Any, plan: SweepPlan) -> list[dict[str, Any]]:
     rows = []
     for result in results:
         frame = result.metrics_dataframe
-        row: dict[str, Any] = {"trial": (result.metrics or {}).get("trial_id") or result.path.rsplit("_", 1)[-1]}
+        trial_id = (result.metrics or {}).get("trial_id") or result.path.rsplit("trial_", 1)[-1]
+        row: dict[str, Any] = {"trial": trial_id}
         row.update({d.symbol: _plain(result.config.get(d.knob)) for d in plan.dimensions})
         best, best_epoch, epochs = math.nan, 0, 0
         if frame is not None and len(frame) and SCORE_KEY in frame:
@@ -93,7 +94,8 @@ def best_config(rows: list[dict[str, Any]], plan: SweepPlan) -> tuple[TrainJobCo
     if not ranked:
         return None
     top = ranked[0]
-    data = apply_knobs(plan.best_base.model_dump(mode="json"), {d.knob: top[d.symbol] for d in plan.dimensions})
+    values = {d.knob: top[d.symbol] for d in plan.dimensions}
+    data = apply_knobs(plan.best_base.model_dump(mode="json"), values)
     data["run"]["name"] = f"{plan.cfg.experiment}-best"
     return TrainJobConfig.model_validate(data), top
 
@@ -117,6 +119,8 @@ def knob_plot(rows: list[dict[str, Any]], dimension: Dimension, column: str) -> 
     labels = sorted({str(v) for v in values}) if categorical else []
     for status, marker in (("completed", "o"), ("stopped early", "x"), ("error", "s")):
         chosen = [r for r in rows if r["status"] == status and not math.isnan(r[column])]
+        if not chosen:
+            continue
         xs = [labels.index(str(r[dimension.symbol])) if categorical else r[dimension.symbol] for r in chosen]
         ax.scatter(xs, [r[column] for r in chosen], marker=marker, label=status)
     if categorical:

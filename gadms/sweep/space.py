@@ -86,7 +86,9 @@ def default_range(knob: Knob, centre: float) -> tuple[float, float]:
     return round(max(low, 0.0), 10), round(high, 10)
 
 
-def resolve_space(space: dict[str, KnobSpace], base: TrainJobConfig, algorithm: str = "random") -> list[Dimension]:
+def resolve_space(
+    space: dict[str, KnobSpace], base: TrainJobConfig, algorithm: str = "random"
+) -> list[Dimension]:
     """Check every entry and fill in default values; raises UserError naming the entry."""
     if not space:
         raise UserError("space: empty: name at least one knob (known: " + ", ".join(KNOBS) + ")")
@@ -142,7 +144,8 @@ def _check_value(where: str, knob: Knob, value: Any, base_data: dict[str, Any], 
     try:
         TrainJobConfig.model_validate(data)
     except ValidationError as err:
-        raise UserError(f"{where}: value {value!r} rejected: {format_validation_error(err, TrainJobConfig)}") from None
+        problem = format_validation_error(err, TrainJobConfig)
+        raise UserError(f"{where}: value {value!r} rejected: {problem}") from None
 
 
 def apply_knobs(base_data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

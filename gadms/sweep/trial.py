@@ -29,7 +29,7 @@ def run_trial(params: dict[str, Any], setup: dict[str, Any]) -> None:
     from gadms.train.data import describe_source
     from gadms.train.job import build_trainer
 
-    setup_logging()
+    setup_logging(only="gadms")  # inside a Ray actor: leave Ray's own loggers alone
     cfg = trial_config(setup["base"], params, tune.get_context().get_trial_id())
     source = describe_source(cfg.data)
     steps_per_epoch = source.samples // cfg.global_batch_size
