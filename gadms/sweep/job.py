@@ -81,23 +81,13 @@ def with_absolute_paths(cfg: TrainJobConfig) -> TrainJobConfig:
 
 
 def check_inputs(plan: SweepPlan) -> None:
-    """What the training job checks before its workers start, once for the whole sweep."""
-    from gadms.step import GADMSModel
-    from gadms.train.data import describe_source
-    from gadms.train.job import check_eval_benchmarks
+    """What the training job checks before its workers start (`plan_run`), once for the whole
+    sweep, with the largest L searched (the model must have that many text layers)."""
+    from gadms.train.job import plan_run
 
-    base = plan.trial_base
-    source = describe_source(base.data)
-    check_eval_benchmarks(base)
-    if source.samples < base.global_batch_size:
-        raise UserError(
-            f"data.uri {base.data.uri}: {source.samples} samples per epoch is less than one global batch "
-            f"({base.global_batch_size}); lower global_batch_size"
-        )
     layers = [v for d in plan.dimensions if d.knob == "model.scoring.layers" for v in d.values]
-    largest = {"model.scoring.layers": max(layers or [base.model.scoring.layers])}
-    model = TrainJobConfig.model_validate(apply_knobs(base.model_dump(mode="json"), largest)).model
-    GADMSModel(model, num_identities=source.num_identities)  # architecture, weights, L <= text layers
+    largest = {"model.scoring.layers": max(layers or [plan.trial_base.model.scoring.layers])}
+    plan_run(TrainJobConfig.model_validate(apply_knobs(plan.trial_base.model_dump(mode="json"), largest)))
 
 
 def check_same_experiment(plan: SweepPlan) -> bool:
