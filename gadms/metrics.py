@@ -100,3 +100,24 @@ def _sort_rows(values: torch.Tensor) -> torch.Tensor:
     if values.device.type == "cpu":
         return torch.from_numpy(np.sort(values.numpy(), axis=1))
     return torch.sort(values, dim=1).values
+
+
+def binary_auroc(scores: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    """Area under the ROC curve of `scores` for the positives in `labels` (bool), in [0, 1].
+
+    It is the probability that a random positive scores above a random negative, ties counting one
+    half (the Mann-Whitney U statistic over average ranks). 0.5 is chance. Used for the paper's
+    central claim: noise tokens get low GASS scores, so 1 - score detects them.
+    """
+    values = torch.as_tensor(scores).detach().double().cpu().numpy().ravel()
+    positive = torch.as_tensor(labels).detach().cpu().numpy().ravel().astype(bool)
+    if values.shape != positive.shape:
+        raise ValueError(f"scores {values.shape} and labels {positive.shape} differ in size")
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs at least one positive and one negative")
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based rank of each distinct value
+    rank_sum = average_rank[inverse][positive].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gadms.metrics import METRIC_KEYS, retrieval_metrics
+from gadms.metrics import METRIC_KEYS, binary_auroc, retrieval_metrics
 
 
 def naive_metrics(sim: np.ndarray, query_pids: np.ndarray, gallery_pids: np.ndarray) -> dict[str, float]:
@@ -98,3 +98,36 @@ def test_bad_inputs_are_rejected():
         retrieval_metrics(np.array([[np.nan, 0.0]]), np.array([1]), np.array([1, 2]))
     with pytest.raises(ValueError, match="2-D"):
         retrieval_metrics(np.zeros(3), np.array([1]), np.array([1, 2, 3]))
+
+
+# --- AUROC (noise-token detection) -------------------------------------------------------------
+
+
+def pairwise_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The definition, pair by pair: P(positive > negative) + 0.5 P(tie)."""
+    pos, neg = scores[labels], scores[~labels]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+def test_auroc_hand_worked():
+    # positives 0.9, 0.4; negatives 0.5, 0.1: pairs won (0.9>0.5, 0.9>0.1, 0.4>0.1) 3 of 4
+    assert binary_auroc(np.array([0.9, 0.5, 0.4, 0.1]), np.array([1, 0, 1, 0], bool)) == pytest.approx(0.75)
+    # a tie between a positive and a negative counts one half
+    assert binary_auroc(np.array([0.5, 0.5]), np.array([True, False])) == pytest.approx(0.5)
+    assert binary_auroc(torch.tensor([3.0, 2.0, 1.0]), torch.tensor([True, True, False])) == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auroc_matches_the_pairwise_definition_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 7, size=300).astype(float)  # many ties
+    labels = rng.random(300) < 0.3
+    assert binary_auroc(scores, labels) == pytest.approx(pairwise_auroc(scores, labels), abs=1e-12)
+
+
+def test_auroc_needs_both_classes():
+    with pytest.raises(ValueError, match="one positive and one negative"):
+        binary_auroc(np.ones(3), np.zeros(3, bool))
+    with pytest.raises(ValueError, match="differ in size"):
+        binary_auroc(np.ones(3), np.zeros(2, bool))

@@ -5,7 +5,8 @@ Smoke profile: detections from the corpus table, the tiny LLaVA trained on synth
 job itself. Checks: every row of the corpus ends where the corpus says (kept with its number of
 crops, or rejected at the expected stage with the expected reason), the accounting adds up, the
 output on S3 reads back with pyarrow, pandas and the training job's reader; a run killed midway and
-rerun gives the same data as an uninterrupted run; `ray job submit` against `ray start --head`.
+rerun gives the same data as an uninterrupted run. `ray job submit` of this job against `ray start --head`:
+tests/test_chain_e2e.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -149,18 +149,3 @@ def test_a_killed_run_resumes_to_the_same_data(web, smoke_model, s3_run, tmp_pat
     assert len(stats["runs"]) == 1 and killed_markers >= 1
     for shard in (Path(output) / "data").glob("*.parquet"):
         pq.read_table(shard)  # every visible file is whole
-
-
-@pytest.mark.cluster
-def test_ray_job_submit(ray_cluster, web, smoke_model, tmp_path):
-    output = str(tmp_path / "submitted")
-    # the cluster's Python (its bin leads the head's PATH) and the cluster's Ray (no ray.address=local)
-    # the MLLM stages are switched off here (tested above): this test is about submission, and saves their start-up
-    command = base_command("configs/dataset/smoke.yaml", web, output, smoke_model, "read.max_rows=16",
-                           "filter.enabled=false", "caption.enabled=false", python="python")  # fmt: skip
-    ray = str(Path(sys.executable).parent / "ray")
-    result = subprocess.run([ray, "job", "submit", "--working-dir", str(REPO), "--", *command],
-                            env=ray_cluster.env(), cwd=REPO, capture_output=True, text=True, timeout=400)  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((Path(output) / "stats.json").read_text())
-    assert summary["complete"] and summary["input_rows"] == 16 and summary["kept_crops"] >= 1

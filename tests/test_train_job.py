@@ -1,5 +1,6 @@
 """`python -m gadms.train` end to end on local Ray: S3 in and out, resume after the driver dies,
-restart after a worker dies, `ray job submit`, and the zero-shot evaluation command."""
+restart after a worker dies, and the zero-shot evaluation command (`ray job submit` of the job:
+tests/test_chain_e2e.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 
 from gadms import storage
 from gadms.config import load_config
-from gadms.testing.ray_cluster import LocalRayCluster
 from gadms.train.config import TrainJobConfig
 from gadms.train.job import latest_checkpoint, plan_run, run_training
 from synth_world import smoke_config, smoke_world  # noqa: F401  (fixtures)
@@ -108,18 +108,3 @@ def test_a_killed_worker_restarts_the_group_from_the_last_checkpoint(ray_local, 
     summary = outcome["result"].summary
     assert summary["steps"] == EPOCHS * plan.steps_per_epoch
     assert _steps_logged(plan.run_uri) == sorted(set(_steps_logged(plan.run_uri)))
-
-
-@pytest.mark.cluster
-def test_ray_job_submit_trains_on_a_local_cluster(ray_cluster: LocalRayCluster, tmp_path, smoke_world):  # noqa: F811
-    overrides = smoke_overrides(smoke_world, str(tmp_path / "runs"), "submitted", "max_steps=4", "eval.test_at_end=false")
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--working-dir", str(REPO),
-         "--runtime-env-json", json.dumps({"excludes": ["/.venv*", "/outputs", "/.git"]}),
-         "--", "python", "-m", "gadms.train", "--config", "configs/train/smoke.yaml", *overrides],
-        env=ray_cluster.env(), capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((tmp_path / "runs/submitted/summary.json").read_text())
-    assert summary["steps"] == 4
-    assert Path(summary["latest_checkpoint"]).is_dir()
