@@ -108,3 +108,11 @@ def test_a_killed_worker_restarts_the_group_from_the_last_checkpoint(ray_local, 
     summary = outcome["result"].summary
     assert summary["steps"] == EPOCHS * plan.steps_per_epoch
     assert _steps_logged(plan.run_uri) == sorted(set(_steps_logged(plan.run_uri)))
+
+    # Rerunning the finished run trains nothing and still reports where it ended (a sweep trial that
+    # Tune restores after its last checkpoint relies on this: it used to report nothing at all).
+    logged = _steps_logged(plan.run_uri)
+    again = run_training(cfg, plan_run(cfg)).summary
+    assert (again["steps"], again["epochs"]) == (summary["steps"], EPOCHS)
+    assert again["val"] == summary["val"]
+    assert _steps_logged(plan.run_uri) == logged

@@ -120,6 +120,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 attached = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=attached, checkpoint_dir_name=f"{CHECKPOINT_PREFIX}{progress.step:08d}")
 
+    if progress.epoch >= cfg.optim.epochs or progress.step >= total_steps:
+        # A rerun of a finished run (or a sweep trial restored after its last checkpoint): nothing to
+        # train, but the caller's result (and Tune's) must still say where the run ended.
+        report(dict(progress.metrics), checkpoint=False)
+        return
     model.train()
     for epoch in range(progress.epoch, cfg.optim.epochs):
         epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
