@@ -4,7 +4,7 @@ commands with `ray job submit`, each reading what the previous one wrote, everyt
 1. the dataset job on the synthetic web corpus (served by the misbehaving HTTP server) -> s3://.../webperson;
 2. the training job (smoke recipe) on that Parquet, checkpoints to s3://.../runs, tested on a synthetic
    CUHK-PEDES that also lives on S3;
-3. the sweep (smoke sweep, one trial: tests/test_tune_sweep.py runs four) on the same data, experiment and
+3. the sweep (smoke sweep, one trial: tests/test_tune_sweep.py runs three) on the same data, experiment and
    report on S3.
 The MLLM filter and captioner are switched off in step 1 (tests/test_pipeline_e2e.py runs them): this
 test is about submission and the hand-over between jobs, and their start-up costs a minute on 2 cores.

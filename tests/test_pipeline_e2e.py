@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from pipeline_helpers import REPO, SMOKE_MODEL, job_summary, served_corpus
 from pipeline_helpers import job_command as base_command
+from process_helpers import kill_session
 
 from gadms import storage
 from gadms.data.webperson import read_webperson
@@ -138,8 +138,7 @@ def test_a_killed_run_resumes_to_the_same_data(web, smoke_model, s3_run, tmp_pat
             break
         time.sleep(0.1)
     assert process.poll() is None, "the job finished before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)  # the driver and its local Ray, mid-run
-    process.wait(timeout=30)
+    kill_session(process)  # the driver and its local Ray, mid-run
     killed_markers = len(list(commits.glob("*.json")))
     assert not (Path(output) / "stats.json").exists()
     summary = run_job(web, output, smoke_model)

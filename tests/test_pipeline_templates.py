@@ -3,7 +3,6 @@ and the entry point on a synthetic benchmark. The embedder is a tiny random Open
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

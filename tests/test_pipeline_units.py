@@ -4,7 +4,6 @@ checks, templates, the commit protocol and resume state."""
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
 

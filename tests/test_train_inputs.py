@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from gadms.train.config import TrainJobConfig
 from gadms.train.data import preprocess, stable_pid, webperson_to_samples
 from gadms.train.job import latest_checkpoint, plan_run
 from synth_world import smoke_config, smoke_world  # noqa: F401  (fixtures)
-from train_helpers import SMOKE, run_train, smoke_overrides
+from train_helpers import REPO, SMOKE, smoke_overrides, train_command
 
 
 def _jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (32, 64)) -> bytes:
@@ -143,16 +144,23 @@ def _other_model_weights(tmp: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_fails_in_one_line_and_writes_nothing(case, tmp_path, smoke_world):  # noqa: F811
-    make_overrides, expected = BAD_INPUTS[case]
-    runs = tmp_path / "runs"
-    overrides = smoke_overrides(smoke_world, str(runs), "bad") + make_overrides(smoke_world, tmp_path)
-    result = run_train(overrides, timeout=300)
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert result.returncode == 2, result.stderr[-2000:]
-    # Progress logs may come before it; the error is one line, the last, with no traceback.
-    assert errors == lines[-1:] and expected in errors[0], lines
-    assert "Traceback" not in result.stderr
-    assert not runs.exists()  # no run folder, no checkpoint, no report
+def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, smoke_world):  # noqa: F811
+    """Every case is its own `python -m gadms.train`, started together: each spends ~10 s importing
+    torch and Ray on 2 cores before it reaches its input check, so they overlap that wait."""
+    started = {}
+    for case, (make_overrides, expected) in sorted(BAD_INPUTS.items()):
+        folder = tmp_path / case.replace(" ", "-")
+        folder.mkdir()
+        overrides = smoke_overrides(smoke_world, str(folder / "runs"), "bad") + make_overrides(smoke_world, folder)
+        process = subprocess.Popen(train_command(overrides), cwd=REPO, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
+        started[case] = (process, expected, folder / "runs")
+    for case, (process, expected, runs) in started.items():
+        _, stderr = process.communicate(timeout=300)
+        lines = stderr.strip().splitlines()
+        errors = [line for line in lines if line.startswith("error: ")]
+        assert process.returncode == 2, (case, stderr[-2000:])
+        # Progress logs may come before it; the error is one line, the last, with no traceback.
+        assert errors == lines[-1:] and expected in errors[0], (case, lines)
+        assert "Traceback" not in stderr, case
+        assert not runs.exists(), case  # no run folder, no checkpoint, no report

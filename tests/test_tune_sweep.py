@@ -7,7 +7,6 @@ import csv
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,13 +14,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from process_helpers import kill_session
 from synth_world import smoke_config, smoke_world  # noqa: F401  (fixtures)
 
 from gadms.config import load_config
 from gadms.errors import UserError
 from gadms.sweep.config import SweepConfig
-from gadms.sweep.job import check_same_experiment, concurrency, plan_sweep
+from gadms.sweep.job import check_same_experiment, concurrency, plan_sweep, trial_scheduler
+from gadms.sweep.report import collect_rows
 from gadms.train.config import TrainJobConfig
+from gadms.train.loop import SCORE_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs/tune/smoke.yaml"
@@ -109,6 +111,37 @@ def test_production_sweep_config_loads() -> None:
     assert cfg.storage_path.startswith("s3://") and cfg.scheduler.type == "asha"
 
 
+# --- ASHA on the loop's epoch reports, one trial at a time so that the order is fixed ------------
+
+
+def _scripted_trial(config: dict) -> None:
+    """Reports what the worker loop reports at each epoch end (`epoch`, the validation score)."""
+    from ray import tune
+
+    for epoch in (1, 2):
+        tune.report({"epoch": epoch, SCORE_KEY: 100 * config["model.masking.alpha_noise"] + epoch})
+
+
+def test_asha_stops_the_trial_below_the_first_rung_and_the_report_says_so(ray_local, tmp_path: Path) -> None:
+    from ray import tune
+
+    sweep = plan(f"storage_path={tmp_path}")  # smoke: 2 epochs per trial, ASHA rung at epoch 1, factor 2
+    results = tune.Tuner(
+        _scripted_trial,
+        param_space={"model.masking.alpha_noise": tune.grid_search([0.3, 0.1, 0.4])},
+        tune_config=tune.TuneConfig(metric=SCORE_KEY, mode="max", scheduler=trial_scheduler(sweep),
+                                    max_concurrent_trials=1),
+        run_config=tune.RunConfig(name="asha", storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    rows = {r["alpha_n"]: r for r in collect_rows(results, sweep)}
+    # 0.1 reaches epoch 1 with 11 < 31 (the rung's median so far): stopped; 0.4 beats it: runs on.
+    assert {a: (r["status"], r["epochs"]) for a, r in rows.items()} == {
+        0.3: ("completed", 2), 0.1: ("stopped early", 1), 0.4: ("completed", 2),
+    }
+    assert [r["alpha_n"] for r in sorted(rows.values(), key=lambda r: r["rank"])] == [0.4, 0.3, 0.1]
+    assert rows[0.4]["val_mAP"] == pytest.approx(42.0) and rows[0.4]["best_epoch"] == 2
+
+
 # --- the smoke sweep, killed and resumed ----------------------------------------------------------
 
 
@@ -130,11 +163,18 @@ def finished_trials(experiment: Path) -> dict[str, int]:
     return done
 
 
+TRIALS = 3
+# One epoch per trial and FIFO keep it short (ASHA has its own test above); the recipe's other trial overrides.
+KILL_AND_RESUME = [f"num_samples={TRIALS}", "scheduler={type: fifo}", "train.trial_overrides=" + json.dumps(
+    ["optim.epochs=1", "optim.warmup_epochs=0", "data.preprocess_cpus=0.25", "run.log_every_steps=1000",
+     "run.num_to_keep=1"])]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # two sweep processes; minutes each on a loaded 2-core machine
 def test_smoke_sweep_resumes_after_a_kill_and_reports(smoke_world: Path, tmp_path: Path) -> None:  # noqa: F811
     command = [sys.executable, "tune/sweep_masking.py", "--config", str(SMOKE),
-               *sweep_overrides(smoke_world, tmp_path / "sweeps")]
+               *sweep_overrides(smoke_world, tmp_path / "sweeps", *KILL_AND_RESUME)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
     experiment = tmp_path / "sweeps" / "smoke"
     log = (tmp_path / "first.log").open("w")
@@ -148,27 +188,24 @@ def test_smoke_sweep_resumes_after_a_kill_and_reports(smoke_world: Path, tmp_pat
             assert time.monotonic() - started < 900, "no trial finished in 15 minutes"
             time.sleep(2)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=60)
+        kill_session(first)  # the driver and its local Ray: the experiment state is all that is left
     before = finished_trials(experiment)
-    assert len(before) < 4, "killed midway: some trials had not finished"
+    assert len(before) < TRIALS, "killed midway: some trials had not finished"
 
     second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming sweep smoke" in second.stderr
     after = finished_trials(experiment)
-    assert len(after) == 4 and len(list(experiment.glob("trial_*"))) == 4, "the same 4 trials, not 4 new ones"
+    assert len(after) == TRIALS == len(list(experiment.glob("trial_*"))), "the same trials, not new ones"
     for trial_id, lines in before.items():
         assert after[trial_id] == lines, f"finished trial {trial_id} was run again"
 
     report = experiment / "report"
     rows = list(csv.DictReader((report / "results.csv").open()))
-    assert len(rows) == 4 and len((report / "results.md").read_text().splitlines()) == 2 + 4
+    assert len(rows) == TRIALS and len((report / "results.md").read_text().splitlines()) == 2 + TRIALS
     scores = [float(r["val_mAP"]) for r in rows]
     assert all(not math.isnan(s) for s in scores) and scores == sorted(scores, reverse=True)
-    assert all(int(r["epochs"]) >= 1 for r in rows)
-    assert any(r["status"] == "stopped early" and int(r["epochs"]) < 2 for r in rows), "ASHA stopped none"
-    assert any(r["status"] == "completed" and int(r["epochs"]) == 2 for r in rows)
+    assert all(r["status"] == "completed" and int(r["epochs"]) == 1 for r in rows)
 
     best = load_config(TrainJobConfig, report / "best.yaml")
     top = rows[0]
@@ -176,7 +213,7 @@ def test_smoke_sweep_resumes_after_a_kill_and_reports(smoke_world: Path, tmp_pat
     assert best.model.masking.alpha_info == pytest.approx(float(top["alpha_i"]))
     assert best.model.loss.mtp_weight == pytest.approx(float(top["beta"]))
     recipe = load_config(TrainJobConfig, REPO / "configs/train/smoke.yaml")
-    assert best.optim.epochs == recipe.optim.epochs, "the recipe's epochs, not the trials' (2)"
+    assert best.optim.epochs == recipe.optim.epochs, "the recipe's epochs, not the trials' (1)"
     assert best.eval.test_at_end and best.run.name == "smoke-best"
     assert f"Best trial {top['trial']}" in (report / "best.yaml").read_text()
 

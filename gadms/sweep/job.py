@@ -155,7 +155,7 @@ def build_tuner(plan: SweepPlan) -> Any:
         trainable,
         param_space=tune_domains(plan.dimensions),
         tune_config=tune.TuneConfig(
-            metric=SCORE_KEY, mode="max", scheduler=_scheduler(plan), search_alg=_search(plan, limit),
+            metric=SCORE_KEY, mode="max", scheduler=trial_scheduler(plan), search_alg=_search(plan, limit),
             num_samples=cfg.num_samples, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -165,7 +165,8 @@ def build_tuner(plan: SweepPlan) -> Any:
     )
 
 
-def _scheduler(plan: SweepPlan) -> Any:
+def trial_scheduler(plan: SweepPlan) -> Any:
+    """ASHA over epochs (what the worker loop reports as `epoch`), or FIFO (every trial runs to the end)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = plan.cfg.scheduler
