@@ -26,15 +26,13 @@ def run_trial(params: dict[str, Any], setup: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from gadms.cli import setup_logging
-    from gadms.train.data import describe_source
-    from gadms.train.job import build_trainer
+    from gadms.train.job import build_trainer, plan_run
 
     setup_logging(only="gadms")  # inside a Ray actor: leave Ray's own loggers alone
     cfg = trial_config(setup["base"], params, tune.get_context().get_trial_id())
-    source = describe_source(cfg.data)
-    steps_per_epoch = source.samples // cfg.global_batch_size
+    plan = plan_run(cfg)  # the training job's own checks, e.g. a restored trial's checkpoint fits its model
     trainer = build_trainer(
-        cfg, source, steps_per_epoch, callbacks=[TuneReportCallback()], gpus_per_worker=setup["gpus"] or 1.0
+        cfg, plan.source, plan.steps_per_epoch, callbacks=[TuneReportCallback()], gpus_per_worker=setup["gpus"] or 1.0
     )
     trainer.fit()
 

@@ -97,7 +97,8 @@ def build_dataset(cfg: DataConfig, source: TrainingSource, image_size: tuple[int
     else:
         filesystem, _ = storage.resolve(source.files[0])
         paths = [storage.resolve(f)[1] for f in source.files]
-        ds = ray.data.read_parquet(paths, filesystem=filesystem, columns=WEBPERSON_COLUMNS)
+        # Ray's optimiser pushes the projection down into the Parquet read (other columns are never read).
+        ds = ray.data.read_parquet(paths, filesystem=filesystem).select_columns(WEBPERSON_COLUMNS)
         if cfg.max_rows is not None:
             ds = ds.limit(cfg.max_rows)
         ds = ds.map_batches(
