@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 1.0) -> None:
@@ -18,8 +19,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: flo
         time.sleep(poll)
 
 
-def _live_processes() -> list[tuple[int, int, int, str]]:
-    """(pid, parent pid, session id, command line) of every process that is not a zombie."""
+class Process(NamedTuple):
+    pid: int
+    parent: int
+    group: int
+    session: int
+    cmdline: str
+
+
+def live_processes() -> list[Process]:
+    """Every process on the machine that is not a zombie, from /proc."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -30,7 +39,7 @@ def _live_processes() -> list[tuple[int, int, int, str]]:
         except (OSError, IndexError):
             continue
         if fields[0] != "Z":
-            found.append((int(entry.name), int(fields[1]), int(fields[3]), cmdline))
+            found.append(Process(int(entry.name), int(fields[1]), int(fields[2]), int(fields[3]), cmdline))
     return found
 
 
@@ -40,7 +49,7 @@ def kill_session(process: subprocess.Popen, timeout: float = 60) -> None:
     own, and workers of a killed local Ray go on (importing torch, retrying their raylet) for tens of
     seconds, stealing the CPU from whatever the test runs next."""
     deadline = time.monotonic() + timeout
-    while members := [pid for pid, _, sid, _ in _live_processes() if sid == process.pid]:
+    while members := [p.pid for p in live_processes() if p.session == process.pid]:
         for pid in members:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -55,8 +64,8 @@ def kill_session(process: subprocess.Popen, timeout: float = 60) -> None:
 def train_worker_pids(raylet_pid: int | None = None) -> list[int]:
     """PIDs of live Ray Train worker processes (their process title names the actor class),
     only those of the Ray instance whose raylet is `raylet_pid` when given."""
-    return sorted(pid for pid, parent, _, cmdline in _live_processes()
-                  if cmdline.startswith("ray::RayTrainWorker") and raylet_pid in (None, parent))  # fmt: skip
+    return sorted(p.pid for p in live_processes()
+                  if p.cmdline.startswith("ray::RayTrainWorker") and raylet_pid in (None, p.parent))  # fmt: skip
 
 
 def raylet_pid() -> int:

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from process_helpers import live_processes
 
 from gadms import storage
 from gadms.testing.ray_cluster import LocalRayCluster
@@ -56,17 +57,6 @@ def test_stopping_a_cluster_stops_its_processes_and_nothing_else(ray_local):
 
 def _processes_in_group(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is `pgid`."""
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            alive.append(int(entry.name))
-    return alive
+    return [p.pid for p in live_processes() if p.group == pgid]
 
 

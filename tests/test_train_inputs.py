@@ -20,13 +20,14 @@ from gadms.augment import AugmentConfig
 from gadms.checkpoint import TrainingProgress, save_checkpoint
 from gadms.config import load_config
 from gadms.data.benchmarks import read_benchmark
+from gadms.errors import UserError
 from gadms.evaluate import chance_metrics
 from gadms.metrics import retrieval_metrics
 from gadms.step import GADMSModel
 from gadms.tokenizer import caption_tokenizer
 from gadms.train.config import TrainJobConfig
-from gadms.train.data import preprocess, stable_pid, webperson_to_samples
-from gadms.train.job import latest_checkpoint, plan_run
+from gadms.train.data import describe_source, preprocess, stable_pid, webperson_to_samples
+from gadms.train.job import epoch_steps, latest_checkpoint, plan_run
 from synth_world import smoke_config, smoke_world  # noqa: F401  (fixtures)
 from train_helpers import REPO, SMOKE, smoke_overrides, train_command
 
@@ -105,6 +106,13 @@ def test_an_existing_run_is_found_and_a_different_model_refused(tmp_path, smoke_
     ))
     with pytest.raises(Exception, match=r"incompatible checkpoint.*choose a new run.name"):
         plan_run(wider)
+
+
+def test_less_data_than_one_global_batch_is_refused(tmp_path, smoke_world):  # noqa: F811
+    cfg = load_config(TrainJobConfig, SMOKE, smoke_overrides(smoke_world, str(tmp_path), "r", "global_batch_size=4096"))
+    with pytest.raises(UserError, match=r"90 samples per epoch is less than one global batch \(4096\)"):
+        plan_run(cfg)
+    assert epoch_steps(cfg.model_copy(update={"global_batch_size": 32}), describe_source(cfg.data)) == 90 // 32
 
 
 def _write_parquet(path: Path, table: pa.Table) -> None:

@@ -26,13 +26,15 @@ def run_trial(params: dict[str, Any], setup: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from gadms.cli import setup_logging
-    from gadms.train.job import build_trainer, plan_run
+    from gadms.train.data import describe_source
+    from gadms.train.job import build_trainer, epoch_steps
 
     setup_logging(only="gadms")  # inside a Ray actor: leave Ray's own loggers alone
     cfg = trial_config(setup["base"], params, tune.get_context().get_trial_id())
-    plan = plan_run(cfg)  # the training job's own checks, e.g. a restored trial's checkpoint fits its model
+    # The sweep driver ran the job's full checks (plan_run) once for all trials; a trial only counts.
+    source = describe_source(cfg.data)
     trainer = build_trainer(
-        cfg, plan.source, plan.steps_per_epoch, callbacks=[TuneReportCallback()], gpus_per_worker=setup["gpus"] or 1.0
+        cfg, source, epoch_steps(cfg, source), callbacks=[TuneReportCallback()], gpus_per_worker=setup["gpus"] or 1.0
     )
     trainer.fit()
 

@@ -76,16 +76,22 @@ class RunPlan:
     resume_from: str | None  # the run's latest checkpoint when rerunning an existing run
 
 
-def plan_run(cfg: TrainJobConfig) -> RunPlan:
-    """Check every input (data, benchmarks, model, an existing run) and fail in one line if wrong."""
-    source = describe_source(cfg.data)
-    check_eval_benchmarks(cfg)
-    steps_per_epoch = source.samples // cfg.global_batch_size
-    if steps_per_epoch == 0:
+def epoch_steps(cfg: TrainJobConfig, source: TrainingSource) -> int:
+    """Optimizer steps per epoch (the last partial global batch is dropped); at least one."""
+    steps = source.samples // cfg.global_batch_size
+    if steps == 0:
         raise UserError(
             f"data.uri {cfg.data.uri}: {source.samples} samples per epoch is less than one global batch "
             f"({cfg.global_batch_size}); lower global_batch_size"
         )
+    return steps
+
+
+def plan_run(cfg: TrainJobConfig) -> RunPlan:
+    """Check every input (data, benchmarks, model, an existing run) and fail in one line if wrong."""
+    source = describe_source(cfg.data)
+    check_eval_benchmarks(cfg)
+    steps_per_epoch = epoch_steps(cfg, source)
     # Build the model once on the driver: architecture and weight errors surface here, not in workers.
     model = GADMSModel(cfg.model, num_identities=source.num_identities)
     run_uri = storage.join(cfg.run.storage_path, cfg.run.name)
