@@ -79,7 +79,9 @@ def http_server(http_root: Path) -> Iterator[MisbehavingHTTPServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: an idle `ray start --head` cluster that has run jobs keeps using CPU that the
+# heavy tests after it (demo, dataset and training jobs, sweeps) need on a 2-core machine.
+@pytest.fixture(scope="module")
 def ray_cluster(s3_server: SeaweedS3Server) -> Iterator[LocalRayCluster]:
     with LocalRayCluster(num_cpus=2) as cluster:
         yield cluster

@@ -163,11 +163,13 @@ def finished_trials(experiment: Path) -> dict[str, int]:
     return done
 
 
-TRIALS = 3
-# One epoch per trial and FIFO keep it short (ASHA has its own test above); the recipe's other trial overrides.
-KILL_AND_RESUME = [f"num_samples={TRIALS}", "scheduler={type: fifo}", "train.trial_overrides=" + json.dumps(
-    ["optim.epochs=1", "optim.warmup_epochs=0", "data.preprocess_cpus=0.25", "run.log_every_steps=1000",
-     "run.num_to_keep=1"])]
+TRIALS = 2
+# One trial at a time, one epoch each, FIFO: the kill after the first finished trial leaves the second
+# unfinished (ASHA has its own test above); the recipe's other trial overrides.
+KILL_AND_RESUME = [f"num_samples={TRIALS}", "max_concurrent_trials=1", "scheduler={type: fifo}",
+                   "train.trial_overrides=" + json.dumps(["optim.epochs=1", "optim.warmup_epochs=0",
+                                                          "data.preprocess_cpus=0.25", "run.log_every_steps=1000",
+                                                          "run.num_to_keep=1"])]  # fmt: skip
 
 
 @pytest.mark.slow

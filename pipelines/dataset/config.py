@@ -136,6 +136,9 @@ class MLLMConfig(Config):
     # the placeholder) or `prepare_stage` (Ray's PrepareMultimodal stage parses a data URL; Ray 2.60's stage
     # imports vllm.entrypoints.chat_utils, which vLLM 0.32 moved, so it only works with older vLLM).
     vllm_image_input: Literal["direct", "prepare_stage"] = "direct"
+    # Tokenise prompts and detokenise answers in Ray Data CPU actors of their own (Ray's default: the GPU
+    # actor only generates), or inside the vLLM engine (two fewer actors per processor: small CPU runs).
+    tokenizer_stages: bool = True
 
 
 class FilterConfig(StageResources):

@@ -114,6 +114,7 @@ def _processor(cfg: DatasetJobConfig, batch_size: int, concurrency: int, preproc
         engine_kwargs["revision"] = mllm.revision
     cpu_stage = {"enabled": True, "num_cpus": mllm.cpu_stage_num_cpus, "concurrency": 1}
     prepare = cpu_stage if mllm.vllm_image_input == "prepare_stage" else False
+    tokenizer = cpu_stage if mllm.tokenizer_stages else False  # False: the engine (de)tokenises itself
     extra: dict[str, Any] = {}
     if mllm.placement_bundles:
         extra["placement_group_config"] = {"bundles": [dict(b) for b in mllm.placement_bundles]}
@@ -121,7 +122,7 @@ def _processor(cfg: DatasetJobConfig, batch_size: int, concurrency: int, preproc
         model_source=resolve_model_source(mllm.model), engine_kwargs=engine_kwargs, batch_size=batch_size,
         concurrency=concurrency, accelerator_type=mllm.accelerator_type,
         max_concurrent_batches=mllm.max_concurrent_batches, prepare_multimodal_stage=prepare,
-        chat_template_stage=cpu_stage, tokenize_stage=cpu_stage, detokenize_stage=cpu_stage,
+        chat_template_stage=cpu_stage, tokenize_stage=tokenizer, detokenize_stage=tokenizer,
         log_engine_metrics=False, **extra,
     )  # fmt: skip
     return build_processor(config, preprocess=preprocess, postprocess=postprocess)
