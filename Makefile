@@ -30,7 +30,7 @@ demo: $(STAMP)
 test: envs
 	GADMS_REQUIRE_VLLM=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Both environments at once: each install waits on downloads and unpacking more than on a core.
+# Both environments at once: one pip install keeps about one core busy (measured: README, Tests).
 envs:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) $(VLLM_STAMP)
 

@@ -55,3 +55,21 @@ def test_vllm_backend_end_to_end(tmp_path):
         assert json.loads(row["filter_verdict"]) == dict.fromkeys(json.loads(row["filter_verdict"]), True)
     assert stats["kept_crops"] >= 1, "vLLM with the smoke model should keep some crops"
     print(json.dumps({k: stats[k] for k in ("input_rows", "kept_rows", "kept_crops", "crops")}), file=sys.stderr)
+
+
+@pytest.mark.parametrize(("tokenizer_stages", "stages"), [
+    (True, ["ChatTemplateStage", "TokenizeStage", "vLLMEngineStage", "DetokenizeStage"]),
+    (False, ["ChatTemplateStage", "vLLMEngineStage"]),
+])  # fmt: skip
+def test_the_processor_tokenises_in_its_own_actors_unless_told_to_leave_it_to_the_engine(
+    ray_local, tmp_path, tokenizer_stages, stages
+):
+    """The processor's stages as configured (building one needs Ray, not vLLM: this runs in .venv)."""
+    from gadms.config import load_config
+    from pipelines.dataset.config import DatasetJobConfig
+    from pipelines.dataset.vllm_backend import FilterPre, filter_post, llm_processor
+
+    overrides = [f"mllm.model={tmp_path}", f"mllm.tokenizer_stages={str(tokenizer_stages).lower()}"]
+    cfg = load_config(DatasetJobConfig, REPO / "configs/dataset/smoke-vllm.yaml", overrides)
+    processor = llm_processor(cfg, 8, 1, FilterPre(cfg), filter_post)
+    assert [type(stage).__name__ for stage in processor.stages.values()] == stages

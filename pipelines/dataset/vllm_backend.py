@@ -100,7 +100,10 @@ class CaptionPost:
         return out
 
 
-def _processor(cfg: DatasetJobConfig, batch_size: int, concurrency: int, preprocess: Any, postprocess: Any):
+def llm_processor(
+    cfg: DatasetJobConfig, batch_size: int, concurrency: int, preprocess: Any, postprocess: Any
+) -> Any:
+    """A `ray.data.llm` processor: chat template, [tokenizer], vLLM engine, [detokenizer] between pre/post."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     mllm = cfg.mllm
@@ -129,13 +132,14 @@ def _processor(cfg: DatasetJobConfig, batch_size: int, concurrency: int, preproc
 
 
 def vllm_filter(ds: Any, cfg: DatasetJobConfig) -> Any:
-    return _processor(cfg, cfg.filter.batch_size, cfg.filter.concurrency, FilterPre(cfg), filter_post)(ds)
+    return llm_processor(cfg, cfg.filter.batch_size, cfg.filter.concurrency, FilterPre(cfg), filter_post)(ds)
 
 
 def vllm_captions(ds: Any, cfg: DatasetJobConfig, bank: list[Template]) -> Any:
     for number in (1, 2):
-        processor = _processor(cfg, cfg.caption.batch_size, cfg.caption.concurrency, CaptionPre(cfg, bank, number),
-                               CaptionPost(number))  # fmt: skip
+        caption = cfg.caption
+        processor = llm_processor(cfg, caption.batch_size, caption.concurrency, CaptionPre(cfg, bank, number),
+                                  CaptionPost(number))  # fmt: skip
         ds = processor(ds)
     return ds
 
