@@ -136,8 +136,8 @@ def vllm_filter(ds: Any, cfg: DatasetJobConfig) -> Any:
 
 
 def vllm_captions(ds: Any, cfg: DatasetJobConfig, bank: list[Template]) -> Any:
+    caption = cfg.caption
     for number in (1, 2):
-        caption = cfg.caption
         processor = llm_processor(cfg, caption.batch_size, caption.concurrency, CaptionPre(cfg, bank, number),
                                   CaptionPost(number))  # fmt: skip
         ds = processor(ds)
