@@ -27,7 +27,7 @@ from gadms.step import GADMSModel
 from gadms.tokenizer import caption_tokenizer
 from gadms.train.config import TrainJobConfig
 from gadms.train.data import describe_source, preprocess, stable_pid, webperson_to_samples
-from gadms.train.job import epoch_steps, latest_checkpoint, plan_run
+from gadms.train.job import build_trainer, epoch_steps, latest_checkpoint, plan_run
 from synth_world import smoke_config, smoke_world  # noqa: F401  (fixtures)
 from train_helpers import REPO, SMOKE, smoke_overrides, train_command
 
@@ -113,6 +113,20 @@ def test_less_data_than_one_global_batch_is_refused(tmp_path, smoke_world):  # n
     with pytest.raises(UserError, match=r"90 samples per epoch is less than one global batch \(4096\)"):
         plan_run(cfg)
     assert epoch_steps(cfg.model_copy(update={"global_batch_size": 32}), describe_source(cfg.data)) == 90 // 32
+
+
+def test_workers_can_be_pinned_to_one_gpu_type(ray_local, tmp_path, smoke_world):  # noqa: F811
+    """`scaling.accelerator_type` reaches Ray Train's ScalingConfig (no GPU is needed to build the
+    trainer, only to run it)."""
+    pinned = ["scaling.use_gpu=true", "scaling.accelerator_type=A100"]
+    cfg = load_config(TrainJobConfig, SMOKE, smoke_overrides(smoke_world, str(tmp_path), "gpu", *pinned))
+    scaling = build_trainer(cfg, describe_source(cfg.data), steps_per_epoch=2).scaling_config
+    assert (scaling.accelerator_type, scaling.use_gpu, scaling.num_workers) == ("A100", True, 2)
+    anywhere = load_config(TrainJobConfig, SMOKE, smoke_overrides(smoke_world, str(tmp_path), "cpu"))
+    unpinned = build_trainer(anywhere, describe_source(anywhere.data), steps_per_epoch=2).scaling_config
+    assert unpinned.accelerator_type is None
+    with pytest.raises(Exception, match=r"accelerator_type \(A100\) needs use_gpu: true"):
+        load_config(TrainJobConfig, SMOKE, smoke_overrides(smoke_world, str(tmp_path), "x", pinned[1]))
 
 
 def _write_parquet(path: Path, table: pa.Table) -> None:

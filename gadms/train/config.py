@@ -52,6 +52,15 @@ class ScalingSection(Config):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on GPU, fp32 on CPU"
     )
+    accelerator_type: str | None = Field(
+        None, description="GPU type every worker needs, as Ray names it (A100, H100, L4, ...); None: any GPU"
+    )
+
+    @model_validator(mode="after")
+    def _accelerator_needs_gpus(self) -> ScalingSection:
+        if self.accelerator_type is not None and not self.use_gpu:
+            raise ValueError(f"accelerator_type ({self.accelerator_type}) needs use_gpu: true")
+        return self
 
 
 class RunSection(Config):

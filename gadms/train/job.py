@@ -148,6 +148,7 @@ def build_trainer(
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers,
             use_gpu=cfg.scaling.use_gpu,
+            accelerator_type=cfg.scaling.accelerator_type,  # e.g. keep training off the MLLM's L4 nodes
             resources_per_worker={
                 "CPU": cfg.scaling.cpus_per_worker, **({"GPU": gpus_per_worker} if cfg.scaling.use_gpu else {})
             },
