@@ -18,9 +18,12 @@ import sys
 import pytest
 from pipeline_helpers import REPO, SMOKE_MODEL, job_command, job_summary, served_corpus
 
+from gadms.config import load_config
 from gadms.data.webperson import read_webperson
 from gadms.synth.web_corpus import read_web_corpus
+from pipelines.dataset.config import DatasetJobConfig
 from pipelines.dataset.smoke_model import ensure_smoke_model
+from pipelines.dataset.vllm_backend import FilterPre, filter_post, llm_processor
 
 pytestmark = pytest.mark.slow
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -65,10 +68,6 @@ def test_the_processor_tokenises_in_its_own_actors_unless_told_to_leave_it_to_th
     ray_local, tmp_path, tokenizer_stages, stages
 ):
     """The processor's stages as configured (building one needs Ray, not vLLM: this runs in .venv)."""
-    from gadms.config import load_config
-    from pipelines.dataset.config import DatasetJobConfig
-    from pipelines.dataset.vllm_backend import FilterPre, filter_post, llm_processor
-
     overrides = [f"mllm.model={tmp_path}", f"mllm.tokenizer_stages={str(tokenizer_stages).lower()}"]
     cfg = load_config(DatasetJobConfig, REPO / "configs/dataset/smoke-vllm.yaml", overrides)
     processor = llm_processor(cfg, 8, 1, FilterPre(cfg), filter_post)

@@ -20,7 +20,7 @@ from gadms.augment import AugmentConfig
 from gadms.checkpoint import TrainingProgress, save_checkpoint
 from gadms.config import load_config
 from gadms.data.benchmarks import read_benchmark
-from gadms.errors import UserError
+from gadms.errors import ConfigError, UserError
 from gadms.evaluate import chance_metrics
 from gadms.metrics import retrieval_metrics
 from gadms.step import GADMSModel
@@ -125,7 +125,7 @@ def test_workers_can_be_pinned_to_one_gpu_type(ray_local, tmp_path, smoke_world)
     anywhere = load_config(TrainJobConfig, SMOKE, smoke_overrides(smoke_world, str(tmp_path), "cpu"))
     unpinned = build_trainer(anywhere, describe_source(anywhere.data), steps_per_epoch=2).scaling_config
     assert unpinned.accelerator_type is None
-    with pytest.raises(Exception, match=r"accelerator_type \(A100\) needs use_gpu: true"):
+    with pytest.raises(ConfigError, match=r"accelerator_type \(A100\) needs use_gpu: true"):
         load_config(TrainJobConfig, SMOKE, smoke_overrides(smoke_world, str(tmp_path), "x", pinned[1]))
 
 
